@@ -1,0 +1,15 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up .venv and run the demo study on the built-in synthetic faces
+#   make test   set up .venv (with test extras) and run the test suite
+.PHONY: demo test lint bench
+
+demo:
+	bash scripts/setup.sh
+	RAY_USAGE_STATS_ENABLED=0 .venv/bin/btnet-lab sweep
+
+test:
+	bash scripts/setup.sh --test
+	RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 .venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint:
+	.venv/bin/ruff check .
