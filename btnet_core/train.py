@@ -185,16 +185,15 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def _format_metrics(m: Mapping[str, Any]) -> str:
-    accs = [
-        f"{k[4:]}={v:.3f}"
-        for k, v in m.items()
-        if k.startswith("acc_")
-        and "_std" not in k
-        and not k.endswith(("_branch", "_upsample", "_separate"))
-    ]
+    """One log line: loss, throughput, and the accuracies of the run's own path ("a&b")."""
+    accs = {k: v for k, v in m.items() if k.startswith("acc_") and not k.endswith("_std")}
+    own = {k: v for k, v in accs.items() if k.count("_") == 2}
+    if not own:  # stage 1 has only the upsample path
+        own = {k.removesuffix("_upsample"): v for k, v in accs.items() if k.endswith("_upsample")}
+    shown = " ".join(f"{k[4:].replace('_', '&')}={v:.3f}" for k, v in own.items())
     return (
         f"epoch {m['epoch']} loss {m['loss']:.4f} {m['images_per_s']:.1f} img/s "
-        f"{m['achieved_flops'] / 1e9:.2f} GFLOP/s " + " ".join(accs[:8])
+        f"{m['achieved_flops'] / 1e9:.2f} GFLOP/s {shown}"
     )
 
 
