@@ -505,7 +505,11 @@ def train_branches(
     )
     state_dir = out_dir / "stage2"
     state_path = state_dir / "state.pt"
-    modules = {"model": model, "own_heads": own_heads}
+    # The resumable state holds what stage 2 changes: the branches and their own heads (and,
+    # with the authors' trainable trunk BN, the trunk); never a second copy of a frozen trunk.
+    modules: dict[str, nn.Module] = {"branches": model.branches, "own_heads": own_heads}
+    if trunk_bn == "trainable":
+        modules["trunk"] = model.trunk
     start_epoch = 0
     if resume_from is not None:
         start_epoch = checkpoints.resume(Path(resume_from) / "state.pt", modules, optimizer)
