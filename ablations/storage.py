@@ -23,17 +23,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from btnet_core.errors import StoreError
-
-_OBJECT_STORES = tuple(
-    cls
-    for cls in (
-        getattr(pafs, "S3FileSystem", None),
-        getattr(pafs, "GcsFileSystem", None),
-        getattr(pafs, "AzureFileSystem", None),
-    )
-    if cls is not None
-)
+from analysis.storefs import Storage
 
 
 def is_uri(root: str) -> bool:
@@ -50,16 +40,11 @@ class StudyStorage:
     """
 
     def __init__(self, root: str | Path, study: str) -> None:
-        root = str(root)
-        try:
-            if is_uri(root):
-                self.fs, base = pafs.FileSystem.from_uri(root)
-                self.root = root.rstrip("/")
-            else:
-                self.fs, base = pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())
-                self.root = base
-        except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise StoreError(f"{root}: not a usable storage location ({exc})") from None
+        # The result store's file layer opens the root and writes atomically; trial records
+        # and trunks go through the same code as the Parquet tables.
+        self._files = Storage.open(os.path.expanduser(str(root)))
+        self.fs, base = self._files.fs, self._files.base
+        self.root = str(root).rstrip("/") if is_uri(str(root)) else base
         self.base = base.rstrip("/")
         self.study = study
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
@@ -97,23 +82,7 @@ class StudyStorage:
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a whole file atomically (see the module docstring)."""
-        parent = path.rsplit("/", 1)[0]
-        self.mkdirs(parent)
-        if isinstance(self.fs, _OBJECT_STORES):
-            with self.fs.open_output_stream(path) as out:
-                out.write(data)
-            return
-        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex[:8]}.part"
-        if self.local:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            return
-        with self.fs.open_output_stream(tmp) as out:
-            out.write(data)
-        self.fs.move(tmp, path)
+        self._files.write_bytes_atomic(path, lambda sink: sink.write(data))
 
     def read_bytes(self, path: str) -> bytes:
         with self.fs.open_input_stream(path) as f:

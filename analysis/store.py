@@ -14,7 +14,7 @@ Layout::
     STORE/trials/<study dir>/c-*.parquet      many trials (compaction or a batch write)
     STORE/curves/<study dir>/...              the same for learning curves
 
-Files are immutable and appear atomically (see :mod:`analysis._storefs`). Rewriting a trial
+Files are immutable and appear atomically (see :mod:`analysis.storefs`). Rewriting a trial
 (``--resume``) adds a newer file; readers keep, per (study, trial_id), the row with the newest
 ``written_at``, so a duplicate is never visible through btnet-lab whatever state a crash left.
 Compaction merges a study's files into one and deletes the inputs afterwards.
@@ -56,7 +56,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from analysis._storefs import FileEntry, Storage
+from analysis.storefs import FileEntry, Storage
 from btnet_core.errors import StoreError
 
 logger = logging.getLogger(__name__)

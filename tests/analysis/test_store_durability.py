@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analysis import _storefs, store
+from analysis import store, storefs
 from analysis.store import compact, read_curves, read_trials, sql, write_trial
 from btnet_core.errors import StoreError
 
@@ -53,7 +53,7 @@ def test_disk_full_leaves_the_store_as_it_was(
         sink.write(b"PAR1 partial bytes")  # type: ignore[attr-defined]
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_storefs.pq, "write_table", full)
+    monkeypatch.setattr(storefs.pq, "write_table", full)
     with pytest.raises(StoreError, match="no space left on device"):
         write_trial(tmp_path, make_row(trial_id="t2"))
     monkeypatch.undo()
@@ -72,7 +72,7 @@ def test_read_only_store_is_a_clear_error(
             raise OSError(errno.EROFS, "Read-only file system", path)
         return open(path, mode, *args, **kwargs)  # noqa: SIM115
 
-    monkeypatch.setattr(_storefs, "open", read_only, raising=False)
+    monkeypatch.setattr(storefs, "open", read_only, raising=False)
     with pytest.raises(StoreError, match="read-only"):
         write_trial(tmp_path, make_row(trial_id="t0", final_acc_112_7=0.1))
     monkeypatch.undo()
@@ -88,14 +88,14 @@ def test_crash_between_write_and_rename_is_invisible(
     proc = _python(
         f"""
         import os
-        from analysis import _storefs
+        from analysis import storefs
         from analysis.store import write_trial
         real = os.replace
         def crash(src, dst):
             if "/trials/" in dst:
                 os._exit(17)  # the machine dies: no cleanup runs
             real(src, dst)
-        _storefs.os.replace = crash
+        storefs.os.replace = crash
         write_trial({str(tmp_path)!r}, {make_row(trial_id="t9")!r},
                     [{{"iteration": 1, "metric": "loss", "value": 3.0}}])
         """
