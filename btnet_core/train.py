@@ -385,8 +385,8 @@ def _run_stage(
                     loss, _parts = loss_fn(x, y)
                 if not check_finite(loss):
                     raise DivergedError(
-                        f"{tag}: loss is {float(loss)} at epoch {epoch + 1}, iteration {it} "
-                        f"(lr {schedule(it):.4g}); the run diverged"
+                        f"{tag}: loss is {float(loss.detach())} at epoch {epoch + 1}, "
+                        f"iteration {it} (lr {schedule(it):.4g}); the run diverged"
                     )
                 # 3. backward, clip, step
                 optimizer.zero_grad(set_to_none=True)
