@@ -152,6 +152,12 @@ def add_dashboard_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--port", type=int, default=8050, help="port of the live view (default 8050; 0: any)"
     )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the live view listens on (default 127.0.0.1, this machine only; the "
+        "page has no authentication, so prefer an SSH tunnel to 0.0.0.0)",
+    )
     parser.set_defaults(handler=_guard(_cmd_dashboard))
     return parser
 
@@ -221,7 +227,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     if args.serve:
         from analysis.live import serve
 
-        serve(_store(args), args.study, args.port, args.baseline)
+        serve(_store(args), args.study, args.port, args.baseline, host=args.host)
         return 0
     from analysis.dashboard import build_report, write_html
 

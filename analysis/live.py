@@ -52,11 +52,14 @@ class LiveServer(ThreadingHTTPServer):
         port: int = DEFAULT_PORT,
         baseline: str | None = None,
         interval_ms: int = POLL_MS,
+        host: str = HOST,
     ) -> None:
+        # Loopback unless the caller names another address: the page has no authentication.
+        self.host = host
         try:
-            super().__init__((HOST, port), _Handler)
+            super().__init__((host, port), _Handler)
         except OSError as exc:
-            raise StoreError(f"cannot listen on {HOST}:{port}: {exc.strerror or exc}") from exc
+            raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.root = root
         self.study = study
         self.baseline = baseline
@@ -70,7 +73,7 @@ class LiveServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         """Address of the page."""
-        return f"http://{HOST}:{self.server_address[1]}/"
+        return f"http://{self.host}:{self.server_address[1]}/"
 
     def state(self) -> tuple[str, int, str, str]:
         """(version, trials, report JSON, page HTML), rebuilt when the study's files changed."""
@@ -156,13 +159,15 @@ def serve(
     port: int = DEFAULT_PORT,
     baseline: str | None = None,
     interval_ms: int = POLL_MS,
+    host: str = HOST,
 ) -> None:
-    """Serve the live dashboard until interrupted (Ctrl-C).
+    """Serve the live dashboard until interrupted (Ctrl-C); on 127.0.0.1 unless ``host``
+    names another address (the page has no authentication).
 
     Raises:
         StoreError: The port cannot be opened, or the store is of a newer schema version.
     """
-    server = LiveServer(root, study, port, baseline, interval_ms)
+    server = LiveServer(root, study, port, baseline, interval_ms, host)
     try:
         read_trials(root, study, columns=["trial_id"])
     except StoreError as exc:

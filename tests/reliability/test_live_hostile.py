@@ -67,3 +67,18 @@ def test_live_server_listens_on_loopback_by_default(hostile_server: LiveServer) 
     """Nothing on another interface can reach it: the socket is bound to 127.0.0.1."""
     assert HOST == "127.0.0.1"
     assert hostile_server.socket.getsockname()[0] == "127.0.0.1"
+
+
+def test_live_server_listens_where_it_is_told(tmp_path: Path) -> None:
+    # "Unless told otherwise": another address is honoured (a second loopback address here,
+    # so the test never leaves this machine).
+    root = tmp_path / "store"
+    rows, _ = ablation_rows(4, seed=3, study="told", failure_rate=0.0)
+    for row in rows:
+        write_trial(root, row, [])
+    srv = LiveServer(root, "told", port=0, host="127.0.0.2")
+    try:
+        assert srv.server_address[0] == "127.0.0.2"
+        assert srv.url.startswith("http://127.0.0.2:")
+    finally:
+        srv.server_close()
