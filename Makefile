@@ -13,3 +13,10 @@ test:
 
 lint:
 	.venv/bin/ruff check .
+
+# Benchmarks (not part of the tests): each writes its own section of BENCHMARKS.md.
+#   make bench                      all of them, full size (about ten minutes on 2 CPU cores)
+#   make bench BENCH_ARGS=--quick   a tiny run of each, to check they work
+bench:
+	bash scripts/setup.sh
+	RAY_USAGE_STATS_ENABLED=0 .venv/bin/python -m bench.run_all $(BENCH_ARGS)

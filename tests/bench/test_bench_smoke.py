@@ -1,0 +1,127 @@
+"""Each benchmark runs once, on its tiny ``--quick`` size, and writes its table.
+
+Benchmarks are measurements, not tests: nothing here asserts a timing. What is checked is
+that every benchmark still runs end to end from its one command and that its section of a
+(temporary) BENCHMARKS.md holds the rows it promises, next to the others.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench._common import SECTIONS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HAND_NOTE = "A reader's note that no benchmark may delete."
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """BENCHMARKS.md after ``python -m bench.run_all --quick`` (one run for all tests)."""
+    out = tmp_path_factory.mktemp("bench") / "BENCHMARKS.md"
+    out.write_text(f"# Benchmarks\n\n{HAND_NOTE}\n")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run_all", "--quick", "--output", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out.read_text()
+
+
+def _section(text: str, name: str) -> str:
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    assert text.count(start) == 1 and text.count(end) == 1, name
+    return text[text.index(start) : text.index(end)]
+
+
+def _rows(section: str, first_cell: str) -> list[list[str]]:
+    """Table rows whose first cell is ``first_cell``, split into cells."""
+    out = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            out.append(cells)
+    return out
+
+
+def test_model_cost_has_every_resolution_and_batch(report: str) -> None:
+    """Item 1: a latency row per (batch, resolution) of the quick network, with ratios."""
+    rows = _rows(_section(report, "model_cost"), "r18 x0.0625")
+    latency = {(int(r[1]), int(r[2])) for r in rows if len(r) == 13}
+    assert latency == {(b, r) for b in (1, 4) for r in (7, 14, 28, 112)}
+    for r in rows:
+        if len(r) == 13:
+            mac_ratio = float(r[5])
+            assert 0 < mac_ratio <= 1
+            # latency ratio, with the interquartile range of the paired per-round ratios
+            assert re.fullmatch(r"\*\*\d+\.\d\d\*\* \(\d+\.\d\d-\d+\.\d\d\)", r[9])
+            if int(r[2]) == 112:
+                assert mac_ratio == 1.0 and r[9] == "**1.00** (1.00-1.00)"
+
+
+def test_model_cost_reports_parameters_against_separate_models(report: str) -> None:
+    """Item 1: storage of BTNet (trunk + branches) against four separate models."""
+    rows = [r for r in _rows(_section(report, "model_cost"), "r18 x0.0625") if len(r) == 6]
+    assert len(rows) == 1
+    assert 0 < float(rows[0][5]) < 1
+
+
+def test_throughput_has_peak_step_and_trainer_rows(report: str) -> None:
+    """Item 2: fp32 matmul peak, then both stages as a bare step and through the trainer."""
+    section = _section(report, "throughput")
+    assert len(_rows(section, "fp32")) == 1
+    for stage in ("stage 1", "stage 2"):
+        kinds = [r[1].split(" ")[0] for r in _rows(section, stage) if len(r) == 8]
+        assert kinds == ["step", "trainer,"], stage
+        for r in _rows(section, stage):
+            if len(r) == 8:
+                assert float(r[2]) > 0  # images/s
+                assert re.match(r"\*\*\d+\.\d%\*\*", r[5])  # utilisation
+
+
+def test_store_compares_with_ray_and_times_the_dashboard(report: str) -> None:
+    """Item 6: the query through btnet-lab and through Ray at the quick size; a dashboard."""
+    section = _section(report, "store")
+    main = [r for r in _rows(section, "100") if len(r) == 8]
+    assert len(main) == 1
+    assert re.fullmatch(r"\*\*\d+x\*\*", main[0][6])  # Ray / btnet-lab
+    dash = _rows(section, "50")
+    assert len(dash) == 1 and dash[0][3].endswith("MB")
+
+
+def test_sections_keep_their_order_and_the_hand_written_text(report: str) -> None:
+    """All sections in the issue's order (3-5 pending); text outside them survives."""
+    positions = [report.index(f"<!-- bench:{s.name} -->") for s in SECTIONS]
+    assert positions == sorted(positions)
+    assert HAND_NOTE in report
+    for pending in ("sweep_overhead", "trunk_reuse", "asha_vs_grid"):
+        assert "Not measured yet" in _section(report, pending)
+
+
+def test_a_bad_option_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """A user's mistake (a store size below ten trials) is one line, exit 2, nothing written."""
+    out = tmp_path / "BENCHMARKS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.store", "--sizes", "5", "--output", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("bench.store: error: --sizes: 5")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
