@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from btnet_core.checkpoints import atomic_write_text
 from btnet_core.errors import BTNetError, ConfigError, FormatError
 
 log = logging.getLogger(__name__)
@@ -581,16 +582,7 @@ def write_section(name: str, body: str, path: str | os.PathLike[str] | None = No
         for spec in SECTIONS:  # every known section keeps its place, measured or not
             if _find(new, spec.name, target) is None:
                 new = replace_section(new, spec.name, pending_body(spec), target)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(new)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(target, new)
     log.info("wrote section %s of %s", name, target)
     return target
 
