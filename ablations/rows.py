@@ -104,6 +104,7 @@ def trial_row(
         "kind": study.kind,
         "trial_id": spec.trial_id,
         "variant": spec.variant,
+        "baseline": study.baseline if study.kind == "ablation" else None,
         "seed": spec.seed,
         "status": status,
         "error": error,

@@ -160,7 +160,10 @@ def compare_variants(
         raise StoreError("the study has no variants: paired comparisons need an ablation study")
     variants = sorted(str(v) for v in trials["variant"].dropna().unique())
     if baseline is None:
-        baseline = "baseline"
+        # The study names its baseline in every ablation row; older rows fall back to the
+        # variant called "baseline".
+        named = trials["baseline"].dropna().unique() if "baseline" in trials.columns else []
+        baseline = str(named[0]) if len(named) == 1 else "baseline"
         if baseline not in variants:
             raise StoreError(
                 f"no variant named 'baseline'; pass one of: {', '.join(variants)} as the baseline"

@@ -96,6 +96,7 @@ FIXED_COLUMNS: dict[str, pa.DataType] = {
     "kind": pa.string(),
     "trial_id": pa.string(),
     "variant": pa.string(),
+    "baseline": pa.string(),
     "seed": pa.int64(),
     "status": pa.string(),
     "error": pa.string(),

@@ -106,6 +106,15 @@ def test_compare_variants_needs_a_baseline() -> None:
     assert compare_variants(df, baseline="ref").iloc[0]["variant"] == "v"
 
 
+def test_compare_variants_defaults_to_the_baseline_the_rows_name() -> None:
+    """An ablation's rows name its baseline (e.g. ``btnet``); comparisons default to it."""
+    df = _trials([0.8, 0.8], [0.7, 0.7])
+    df["variant"] = df["variant"].replace({"baseline": "btnet"})
+    df["baseline"] = "btnet"
+    row = compare_variants(df).iloc[0]
+    assert row["variant"] == "v" and row["baseline"] == "btnet"
+
+
 def test_default_metrics_cover_paths_and_loss() -> None:
     """Every accuracy metric present is compared, method path first, then loss."""
     df = pd.DataFrame(
