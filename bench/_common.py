@@ -62,8 +62,9 @@ class SectionSpec:
 
 
 #: Every section, in the order they appear in BENCHMARKS.md. Items 3-5 of the benchmark issue
-#: (sweep overhead, trunk reuse, ASHA against grid) are written by ``bench/sweep_*.py``;
-#: until those exist their sections say so.
+#: (sweep overhead, trunk reuse, ASHA against grid) are written by ``bench/sweep_overhead.py``,
+#: ``bench/trunk_reuse.py`` and ``bench/asha.py``; until one exists and has run, its section
+#: says so.
 SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec(
         "model_cost",
@@ -83,12 +84,12 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec(
         "trunk_reuse",
         "4. Trunk reuse across trials",
-        "python -m bench.sweep_trunk_reuse",
+        "python -m bench.trunk_reuse",
     ),
     SectionSpec(
         "asha_vs_grid",
         "5. ASHA against grid search",
-        "python -m bench.sweep_asha",
+        "python -m bench.asha",
     ),
     SectionSpec(
         "store",

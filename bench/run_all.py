@@ -7,8 +7,8 @@ Run::
 (``make bench`` runs this.) The benchmarks run in sequence, never side by side: on a machine
 with few cores, two at once would measure each other. Each one runs in its own process, so
 one's threads, caches and imports do not colour the next one's numbers, and a failure of one
-does not stop the others; the exit status is non-zero when any failed. Benchmarks 3-5 of the
-issue (``bench/sweep_*.py``) join :data:`BENCHMARKS` when they exist.
+does not stop the others; the exit status is non-zero when any failed. Benchmark 5 of the
+issue (ASHA against grid, ``bench/asha.py``) joins :data:`BENCHMARKS` when it exists.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 BENCHMARKS: dict[str, str] = {
     "model_cost": "bench.model_cost",
     "throughput": "bench.throughput",
+    "sweep_overhead": "bench.sweep_overhead",
+    "trunk_reuse": "bench.trunk_reuse",
     "store": "bench.store",
 }
 
