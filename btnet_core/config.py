@@ -24,8 +24,12 @@ from typing import Any
 
 import yaml
 
-from btnet_core.degrade import DOWNSAMPLE_KERNELS as KERNELS
 from btnet_core.errors import ConfigError
+
+#: Interpolation kernels of the one degradation function (btnet_core.degrade). Kept here, not
+#: there, so that reading and validating a config never imports torch: Ray workers of studies,
+#: the trunk coordinator and the analysis tools load configs without training anything.
+DOWNSAMPLE_KERNELS: tuple[str, ...] = ("area", "bilinear", "bicubic")
 
 NETWORKS = ("r18", "r34", "r50", "r100", "r200")
 BRANCH_RESOLUTIONS = (7, 14, 28, 56)
@@ -114,6 +118,8 @@ DEFAULTS: dict[str, Any] = {
         "folds": 10,
         "resolutions": [7, 14, 28, 112],
         "flip": True,
+        # open-set identification of held-out probes at every resolution (osi_* metrics)
+        "openset": False,
     },
 }
 
@@ -438,7 +444,7 @@ class _Validator:
         self.number(data, "num_workers", "data.num_workers", lo=0, integer=True)
 
         g = c["degrade"]
-        self.choice(g, "kernel", "degrade.kernel", KERNELS)
+        self.choice(g, "kernel", "degrade.kernel", DOWNSAMPLE_KERNELS)
         self.boolean(g, "antialias", "degrade.antialias")
         self.number(g, "blur_sigma", "degrade.blur_sigma", lo=0)
         self.number(g, "noise_std", "degrade.noise_std", lo=0)
@@ -452,6 +458,7 @@ class _Validator:
         self.number(e, "folds", "eval.folds", lo=2, integer=True)
         self.resolutions(e["resolutions"], "eval.resolutions", EVAL_RESOLUTIONS)
         self.boolean(e, "flip", "eval.flip")
+        self.boolean(e, "openset", "eval.openset")
 
 
 def config_hash(cfg: Mapping[str, Any], keys: Iterable[str] | None = None) -> str:

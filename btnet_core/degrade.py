@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from btnet_core.config import DOWNSAMPLE_KERNELS
 from btnet_core.errors import ConfigError
 
 __all__ = [
@@ -42,8 +43,8 @@ __all__ = [
     "upsample",
 ]
 
-#: Kernels :func:`degrade` can downsample with.
-DOWNSAMPLE_KERNELS: tuple[str, ...] = ("area", "bilinear", "bicubic")
+#: Kernels :func:`degrade` can downsample with: DOWNSAMPLE_KERNELS (defined in
+#: btnet_core.config, which validates them without importing torch).
 #: Kernels :func:`upsample` can interpolate with.
 UPSAMPLE_KERNELS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
 

@@ -76,6 +76,70 @@ class PairSet:
     issame: np.ndarray
 
 
+#: Open-set operating point of the trial metrics: TPIR at this FPIR, identity within rank 1.
+OPENSET_FPIR = 0.1
+OPENSET_RANK = 1
+
+
+@dataclass
+class OpenSetProbes:
+    """Held-out faces for open-set identification during training (``eval.openset``).
+
+    Half the held-out identities are enrolled: one face of each, at 112 through the trunk, is
+    the gallery (HR enrolment, as in watch-list surveillance); their other faces are the mated
+    probes. Every face of the other half is an unmated probe. Built by :meth:`from_labels`.
+    """
+
+    images: np.ndarray  # uint8 NHWC at 112: gallery, then mated, then unmated
+    gallery_ids: np.ndarray
+    mated_ids: np.ndarray
+    n_unmated: int
+
+    @classmethod
+    def from_labels(
+        cls,
+        fetch: Callable[[np.ndarray], np.ndarray],
+        index: np.ndarray,
+        labels: np.ndarray,
+        seed: int,
+    ) -> OpenSetProbes:
+        """Choose the enrolled half, gallery faces and probes (seeded) from held-out faces.
+
+        Raises:
+            DataError: with fewer than 4 held-out identities, or an enrolled identity with a
+                single face (it would have no mated probe).
+        """
+        ids = np.unique(labels)
+        if len(ids) < 4:
+            raise DataError(
+                f"eval.openset needs at least 4 held-out identities, got {len(ids)}; "
+                "raise data.held_out"
+            )
+        rng = np.random.default_rng(seed)
+        enrolled = np.sort(rng.permutation(ids)[: len(ids) // 2])
+        gallery, mated, unmated = [], [], []
+        gallery_ids, mated_ids = [], []
+        for i in ids:
+            own = index[labels == i]
+            if i not in enrolled:
+                unmated.extend(own)
+                continue
+            if len(own) < 2:
+                raise DataError(f"eval.openset: held-out identity {i} has a single face")
+            pick = rng.integers(len(own))
+            gallery.append(own[pick])
+            gallery_ids.append(i)
+            rest = np.delete(own, pick)
+            mated.extend(rest)
+            mated_ids.extend([i] * len(rest))
+        return cls(
+            images=fetch(np.asarray(gallery + mated + unmated)),
+            gallery_ids=np.asarray(gallery_ids),
+            mated_ids=np.asarray(mated_ids),
+            n_unmated=len(unmated),
+        )
+
+
 class Evaluator:
     """Computes "a&b" verification accuracies on a fixed set of pairs.
 
@@ -93,6 +157,7 @@ class Evaluator:
         flip: bool = True,
         batch_size: int = 128,
         seed: int = 0,
+        openset: OpenSetProbes | None = None,
     ):
         self.pairs = pairs
         self.resolutions = sorted(set(resolutions) | {TRUNK_INPUT})
@@ -104,11 +169,21 @@ class Evaluator:
         gen = torch.Generator().manual_seed(seed)
         self.inputs = {r: degrade(hr, r, degradation, generator=gen) for r in self.resolutions}
         self.protocol = verification_protocol(folds, flip)
+        self.openset = openset
+        self.openset_inputs: dict[int, Tensor] = {}
+        if openset is not None:
+            hr = to_tensor(openset.images)
+            gen = torch.Generator().manual_seed(seed + 1)
+            self.openset_inputs = {
+                r: degrade(hr, r, degradation, generator=gen) for r in self.resolutions
+            }
 
-    @torch.no_grad()
     def embeddings(self, embed: EmbedFn, resolution: int) -> np.ndarray:
         """Flip-test embeddings of every face at ``resolution``, L2-normalised."""
-        x = self.inputs[resolution]
+        return self._embed(embed, self.inputs[resolution], resolution)
+
+    @torch.no_grad()
+    def _embed(self, embed: EmbedFn, x: Tensor, resolution: int) -> np.ndarray:
         chunks = []
         for start in range(0, len(x), self.batch_size):
             batch = x[start : start + self.batch_size].to(self.device)
@@ -137,16 +212,47 @@ class Evaluator:
                 )
                 out[f"acc_{a}_{b}_{name}"] = float(res.accuracy)
                 out[f"acc_{a}_{b}_{name}_std"] = float(res.std)
+            out.update(self.open_set(name, embed))
+        return out
+
+    def open_set(self, name: str, embed: EmbedFn) -> dict[str, float]:
+        """Open-set identification of the probes at every resolution through one path.
+
+        The gallery is embedded at 112 (``embed(x, 112)``: the trunk for every method). Per
+        probe resolution ``r``: ``osi_tpir_{r}_{name}`` (TPIR at FPIR 0.1, rank 1),
+        ``osi_auc_{r}_{name}`` (area under TPIR against FPIR) and ``osi_rank1_{r}_{name}``
+        (closed-set rank-1 rate of the mated probes). Empty without ``openset``.
+        """
+        s = self.openset
+        if s is None:
+            return {}
+        n_gallery, n_mated = len(s.gallery_ids), len(s.mated_ids)
+        gallery = self._embed(embed, self.openset_inputs[TRUNK_INPUT][:n_gallery], TRUNK_INPUT)
+        out: dict[str, float] = {}
+        for r in self.resolutions:
+            probes = self._embed(embed, self.openset_inputs[r][n_gallery:], r)
+            res = tpir_at_fpir(
+                gallery,
+                s.gallery_ids,
+                probes[:n_mated],
+                s.mated_ids,
+                probes[n_mated:],
+                (OPENSET_FPIR,),
+                OPENSET_RANK,
+            )
+            out[f"osi_tpir_{r}_{name}"] = float(res.tpir[OPENSET_FPIR])
+            out[f"osi_auc_{r}_{name}"] = float(res.auc)
+            out[f"osi_rank1_{r}_{name}"] = float(res.top_rank_rate)
         return out
 
 
 def primary_metrics(metrics: Mapping[str, float], path: str) -> dict[str, float]:
-    """Copy ``acc_{a}_{b}_{path}`` to the path-neutral ``acc_{a}_{b}`` of the method."""
+    """Copy ``acc_{a}_{b}_{path}`` (and ``osi_*_{r}_{path}``) to the path-neutral name."""
     suffix = f"_{path}"
     return {
         key[: -len(suffix)]: value
         for key, value in metrics.items()
-        if key.startswith("acc_") and key.endswith(suffix)
+        if key.startswith(("acc_", "osi_")) and key.endswith(suffix)
     }
 
 

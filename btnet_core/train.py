@@ -42,7 +42,13 @@ from btnet_core.data import verification_pairs
 from btnet_core.degrade import degrade, to_tensor
 from btnet_core.degrade import upsample as upsample_to
 from btnet_core.errors import DivergedError
-from btnet_core.evaluate import Evaluator, PairSet, degradation_of, primary_metrics
+from btnet_core.evaluate import (
+    Evaluator,
+    OpenSetProbes,
+    PairSet,
+    degradation_of,
+    primary_metrics,
+)
 from btnet_core.faces import Split, split_faces
 from btnet_core.heads import MarginHead, build_head
 from btnet_core.losses import alignment_loss, check_finite, distillation_loss
@@ -320,6 +326,11 @@ def _evaluator(cfg: Config, split: Split, device: torch.device) -> Evaluator:
     used = np.unique(np.concatenate([idx1, idx2]))
     where = {int(old): new for new, old in enumerate(used)}
     images = split.source.fetch(split.eval_index[used])
+    openset = None
+    if e["openset"]:
+        openset = OpenSetProbes.from_labels(
+            split.source.fetch, split.eval_index, split.eval_labels, cfg["seed"]
+        )
     pairs = PairSet(
         images,
         np.array([where[int(i)] for i in idx1]),
@@ -334,6 +345,7 @@ def _evaluator(cfg: Config, split: Split, device: torch.device) -> Evaluator:
         folds=e["folds"],
         flip=e["flip"],
         seed=cfg["seed"],
+        openset=openset,
     )
 
 
