@@ -294,7 +294,15 @@ def test_every_shipped_study_is_valid():
     assert demo.kind == "ablation" and len(plan_trials(demo)) <= 8
     paper = studies["paper_ablation"]
     methods = {paper.trial_config(s)["method"] for s in plan_trials(paper)}
-    assert methods == {"btnet", "upsample", "separate"}
+    assert methods == {"btnet", "upsample", "multires", "separate"}
+    assert len(paper.seeds) >= 5
+    # The ORL and MS1MV3 studies change the data and the scale, never the variants or seeds.
+    for companion in ("paper_ablation_orl", "paper_ablation_ms1mv3"):
+        other = studies[companion]
+        assert other.variants == paper.variants and other.seeds == paper.seeds, companion
+    assert studies["paper_ablation_orl"].base["data"]["source"] == "folder"
+    assert studies["paper_ablation_ms1mv3"].base["data"]["source"] == "recordio"
+    assert studies["paper_ablation_ms1mv3"].base["model"]["network"] == "r50"
     assert studies["bayesian_all"].metrics == ("acc_112_7", "macs_7")
 
 
