@@ -67,7 +67,7 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_results_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``results {list,show,query}`` to an argparse sub-parser collection.
+    """Add ``results {list,show,report,query}`` to an argparse sub-parser collection.
 
     Args:
         subparsers: What ``ArgumentParser.add_subparsers()`` returned.
@@ -80,7 +80,7 @@ def add_results_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="list studies, show a leaderboard, query the result store",
         description="Read the Parquet result store.",
     )
-    sub = parser.add_subparsers(dest="results_command", metavar="{list,show,query}")
+    sub = parser.add_subparsers(dest="results_command", metavar="{list,show,report,query}")
     sub.required = True
 
     p_list = sub.add_parser("list", help="studies with trial counts, status and cost")
@@ -104,6 +104,18 @@ def add_results_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="ablations: every variant against the baseline, per metric (paired by seed)",
     )
     p_show.set_defaults(handler=_guard(_cmd_show))
+
+    p_report = sub.add_parser(
+        "report",
+        help="an ablation as Markdown: matrix, paired differences, open-set, cost, compute",
+    )
+    p_report.add_argument("study", help="study name")
+    _store_option(p_report)
+    p_report.add_argument("-o", "--output", default=None, help="write to FILE (default: stdout)")
+    p_report.add_argument(
+        "--baseline", default=None, help="baseline variant (default: the study's)"
+    )
+    p_report.set_defaults(handler=_guard(_cmd_report))
 
     p_query = sub.add_parser(
         "query",
@@ -211,6 +223,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.format == "table" and args.output is None:
         print(heading)
     write_frame(frame, args.format, args.output, max_rows=_max_rows(args))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import study_report
+    from analysis.storefs import write_local_text
+
+    text = study_report(_store(args), args.study, args.baseline)
+    if args.output is None:
+        print(text)
+    else:
+        print(f"wrote {write_local_text(args.output, text, 'the report')}")
     return 0
 
 

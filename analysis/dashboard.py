@@ -37,6 +37,7 @@ from analysis.importance import param_importances
 from analysis.pareto import pareto_table
 from analysis.stats import compare_variants
 from analysis.store import config_key, read_curves, read_trials
+from analysis.storefs import write_local_text
 from btnet_core.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -503,15 +504,7 @@ def write_html(report: Report, output: str | os.PathLike[str]) -> Path:
         StoreError: The file cannot be written.
     """
     text = render_html(report)
-    out = Path(output)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"cannot write the dashboard {out}: {exc.strerror or exc}") from exc
+    out = write_local_text(output, text, "the dashboard")
     logger.info("wrote dashboard of %s to %s (%.1f MB)", report.study, out, len(text) / 1e6)
     return out
 

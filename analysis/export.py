@@ -90,6 +90,34 @@ def export_png(
     for lg in noisy:
         lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
     try:
+        # kaleido can return without writing a figure when its browser is starved (seen on
+        # a loaded 2-core machine): what is missing is rendered once more, then reported.
+        todo = list(range(len(figs)))
+        for _attempt in range(2):
+            _write_pngs([figs[i] for i in todo], [paths[i] for i in todo], width, scale)
+            todo = [i for i in todo if not _is_png(paths[i])]
+            if not todo:
+                break
+    finally:
+        for lg, level in zip(noisy, levels, strict=True):
+            lg.setLevel(level)
+    if todo:
+        names = ", ".join(paths[i].name for i in todo)
+        raise ExportError(f"PNG export wrote no file for {names} (twice); is Chromium working?")
+    logger.info("wrote %d PNG figures to %s", len(paths), out)
+    return paths
+
+
+def _is_png(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def _write_pngs(figs: list[go.Figure], paths: list[Path], width: int, scale: float) -> None:
+    try:
         pio.write_images(
             figs,
             [str(p) for p in paths],
@@ -105,8 +133,3 @@ def export_png(
         raise ExportError(
             f"PNG export failed ({first}); kaleido needs Chromium, e.g. /usr/bin/chromium"
         ) from exc
-    finally:
-        for lg, level in zip(noisy, levels, strict=True):
-            lg.setLevel(level)
-    logger.info("wrote %d PNG figures to %s", len(paths), out)
-    return paths

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -284,6 +285,24 @@ class Storage:
                     logger.info("removed %s, left by an interrupted write", entry.path)
                     removed += 1
         return removed
+
+
+def write_local_text(path: str | os.PathLike[str], text: str, what: str) -> Path:
+    """Write a local text file (a report, a dashboard) atomically: temporary name, rename.
+
+    Raises:
+        StoreError: It cannot be written (``what`` names it in the message).
+    """
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {what} {out}: {exc.strerror or exc}") from exc
+    return out
 
 
 def _fsync_dir(directory: str) -> None:
