@@ -1,5 +1,7 @@
-"""Support for the ablations tests: a short Ray temp dir, and a stand-in for btnet_core.train
-with the same four functions, for fast Ray plumbing tests.
+"""Support for the ablations and reliability tests: a short Ray temp dir, the shared fixtures
+(a Ray session per module, a short scratch folder per test; each test folder's conftest imports
+them) and a stand-in for btnet_core.train with the same four functions, for fast Ray plumbing
+tests.
 
 It trains nothing: a "trunk" is a small file written after ``trunk_s`` seconds, stage 2 is a
 loop of ``stage2.epochs`` steps of ``step_s`` seconds, each reporting metrics computed from the
@@ -13,13 +15,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ray import cloudpickle
 
 from btnet_core.config import Config, config_hash, trunk_key
@@ -32,6 +37,34 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 def ray_temp_dir() -> str:
     """A short temp dir: Ray's socket paths must stay under the OS limit (107 bytes)."""
     return f"/tmp/ray_btnet_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[Any]:
+    """One local 2-CPU Ray for all tests of a module; shut down after them."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    temp = ray_temp_dir()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=80 * 1024**2,
+        _temp_dir=temp,
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def workdir() -> Iterator[str]:
+    """A fresh short folder for a test's store and logs (Ray socket paths must stay short)."""
+    path = tempfile.mkdtemp(prefix="btnet_t_")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class FakeCore:
