@@ -61,10 +61,8 @@ class SectionSpec:
     command: str
 
 
-#: Every section, in the order they appear in BENCHMARKS.md. Items 3-5 of the benchmark issue
-#: (sweep overhead, trunk reuse, ASHA against grid) are written by ``bench/sweep_overhead.py``,
-#: ``bench/trunk_reuse.py`` and ``bench/asha.py``; until one exists and has run, its section
-#: says so.
+#: Every section, in the order they appear in BENCHMARKS.md (the issue's numbering). A section
+#: whose benchmark has not run yet says so.
 SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec(
         "model_cost",

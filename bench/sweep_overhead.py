@@ -14,6 +14,13 @@ derives
 * overhead per trial = (wall x slots - compute) / N: the slot-seconds not spent on trials,
 * efficiency = compute / (wall x slots).
 
+That average holds a fixed cost per sweep (starting Ray's worker processes and the driver's
+Tune machinery, shutting down) spread over the N trials, so it depends on N. The **marginal
+overhead per trial** does not: the Ray-based systems also run short trials (``MARGINAL_S`` of
+work) at two sweep sizes, and the slope of the overhead slot-seconds between them is what one
+more trial costs; the intercept is the fixed cost. The efficiency of 30-s trials at the margin
+is 30 / (30 + marginal).
+
 The systems:
 
 * **btnet-lab**: ``ablations.runner.run_study`` on a grid sweep of N points, concurrency 2, its
@@ -33,26 +40,20 @@ Ray's scheduling is.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-# Before anything imports Ray: no sign-in prompt, no usage reporting.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-import json  # noqa: E402
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from bench._common import (  # noqa: E402
+from bench._common import (
     base_parser,
     load_average,
     machine_info,
@@ -63,14 +64,14 @@ from bench._common import (  # noqa: E402
     setup_logging,
     write_section,
 )
-from btnet_core.errors import ConfigError  # noqa: E402
+from bench._ray import SLOTS_DEFAULT as SLOTS
+from bench._ray import append_jsonl, local_ray, read_jsonl, run_bench_study
+from btnet_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 #: Reports per trial (a trial's "epochs").
 EPOCHS = 5
-#: Trials run at a time by the Ray-based systems.
-SLOTS = 2
 #: The targets of the issue, for trials of 30 s.
 TARGET_OVERHEAD_S = 1.0
 TARGET_EFFICIENCY = 0.9
@@ -86,6 +87,10 @@ class Plan:
 
 FULL = Plan(trials=8, seconds=30.0)
 QUICK = Plan(trials=4, seconds=2.0)
+#: The two sweep sizes of the marginal measurement, and the work of each of its trials.
+MARGINAL_TRIALS = (8, 24)
+QUICK_MARGINAL_TRIALS = (2, 4)
+MARGINAL_S = 1.0
 
 
 @dataclass
@@ -113,6 +118,33 @@ class SystemResult:
     def efficiency(self) -> float:
         return self.compute_s / (self.wall_s * self.slots)
 
+    @property
+    def overhead_total_s(self) -> float:
+        """Slot-seconds of the sweep not spent on trial compute."""
+        return self.wall_s * self.slots - self.compute_s
+
+
+@dataclass
+class Marginal:
+    """One system at two sweep sizes: what one more trial costs, and what a sweep costs."""
+
+    small: SystemResult
+    large: SystemResult
+
+    @property
+    def per_trial_s(self) -> float:
+        extra = self.large.overhead_total_s - self.small.overhead_total_s
+        return extra / (self.large.trials - self.small.trials)
+
+    @property
+    def fixed_s(self) -> float:
+        """Slot-seconds per sweep that do not grow with the number of trials."""
+        return self.small.overhead_total_s - self.per_trial_s * self.small.trials
+
+    def efficiency_at(self, seconds: float) -> float:
+        """Efficiency of trials of ``seconds`` at the margin (fixed cost amortised away)."""
+        return seconds / (seconds + max(self.per_trial_s, 0.0))
+
 
 # ---------------------------------------------------------------------------------------------
 # The work (self-contained: Ray ships these functions to its workers by value)
@@ -134,11 +166,6 @@ def calibrate(seconds: float) -> int:
     probe = 2_000_000
     best = min(spin(probe) for _ in range(3))
     return max(1, int(probe * seconds / best))
-
-
-def _append(path: str, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 class SweepCore:
@@ -199,7 +226,7 @@ class SweepCore:
             (state_dir / "state.json").write_text(json.dumps({"epoch": epoch}))
             if callback is not None:
                 callback(metrics, state_dir)
-        _append(self.compute_log, {"compute_s": worked})
+        append_jsonl(self.compute_log, {"compute_s": worked})
         return metrics
 
 
@@ -212,30 +239,9 @@ def _lrs(trials: int) -> list[float]:
 # The three systems
 
 
-def _ray_init(temp: str) -> float:
-    import ray
-
-    start = time.perf_counter()
-    ray.init(
-        num_cpus=SLOTS,
-        include_dashboard=False,
-        object_store_memory=80 * 1024**2,
-        _temp_dir=temp,
-        log_to_driver=False,
-    )
-    return time.perf_counter() - start
-
-
 def run_btnet_lab(plan: Plan, iterations: int, work: Path) -> SystemResult:
     """The sweep as a btnet-lab grid study (see the module docstring)."""
-    import ray
-    from ray import cloudpickle
-
-    from ablations.runner import run_study
-    from ablations.study import parse_study
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    compute_log = str(work / "btnet_compute.jsonl")
+    compute_log = str(work / f"btnet_compute_{plan.trials}.jsonl")
     core = SweepCore(compute_log, iterations // EPOCHS)
     grid = ", ".join(str(x) for x in _lrs(plan.trials))
     text = (
@@ -245,24 +251,16 @@ def run_btnet_lab(plan: Plan, iterations: int, work: Path) -> SystemResult:
         f"  stage2: {{epochs: {EPOCHS}}}\n"
         f"search: grid\nspace:\n  stage2.lr: {{grid: [{grid}]}}\n"
     )
-    study = parse_study(text, "sweep_overhead.yaml")
-    temp = f"/tmp/ray_bso_{uuid.uuid4().hex[:6]}"
-    start = time.perf_counter()
-    try:
-        ray_start = _ray_init(temp)
-        outcome = run_study(study, storage=str(work / "store"), core=core)
-        ray.shutdown()
-        wall = time.perf_counter() - start
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
-    if outcome.tune_errors or outcome.completed != plan.trials:
-        raise RuntimeError(
-            f"btnet-lab sweep: {outcome.completed} of {plan.trials} trials completed, "
-            f"{outcome.tune_errors} errors"
-        )
-    return SystemResult("btnet-lab", SLOTS, wall, ray_start, _sum_log(compute_log), plan.trials)
+    _, wall, ray_start = run_bench_study(
+        text,
+        "sweep_overhead.yaml",
+        work / f"store_{plan.trials}_{uuid.uuid4().hex[:6]}",
+        SLOTS,
+        core=core,
+        by_value=(sys.modules[__name__],),
+    )
+    compute = sum(r["compute_s"] for r in read_jsonl(compute_log))
+    return SystemResult("btnet-lab", SLOTS, wall, ray_start, compute, plan.trials)
 
 
 def _tune_trial(config: dict) -> None:
@@ -277,14 +275,10 @@ def _tune_trial(config: dict) -> None:
 
 def run_ray_tune(plan: Plan, iterations: int, work: Path) -> SystemResult:
     """The sweep as a plain ``tune.Tuner`` grid (see the module docstring)."""
-    import ray
-    from ray import cloudpickle, tune
+    from ray import tune
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    temp = f"/tmp/ray_bso_{uuid.uuid4().hex[:6]}"
     start = time.perf_counter()
-    try:
-        ray_start = _ray_init(temp)
+    with local_ray(SLOTS, "bso", (sys.modules[__name__],)) as ray_start:
         tuner = tune.Tuner(
             tune.with_resources(_tune_trial, {"cpu": 1}),
             param_space={
@@ -294,19 +288,18 @@ def run_ray_tune(plan: Plan, iterations: int, work: Path) -> SystemResult:
             tune_config=tune.TuneConfig(
                 reuse_actors=True, max_concurrent_trials=SLOTS, metric="acc", mode="max"
             ),
-            run_config=tune.RunConfig(storage_path=str(work / "tune"), name="overhead", verbose=0),
+            run_config=tune.RunConfig(
+                storage_path=str(work / "tune"),
+                name=f"overhead_{plan.trials}_{uuid.uuid4().hex[:6]}",
+                verbose=0,
+            ),
         )
         grid = tuner.fit()
-        ray.shutdown()
-        wall = time.perf_counter() - start
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
+    wall = time.perf_counter() - start
     if grid.num_errors or len(grid) != plan.trials:
         raise RuntimeError(f"Ray Tune sweep: {grid.num_errors} of {len(grid)} trials errored")
     compute = sum(float(r.metrics["compute_s"]) for r in grid)
-    return SystemResult("Ray Tune", SLOTS, wall, ray_start, compute, plan.trials)
+    return SystemResult("Ray Tune", SLOTS, wall, ray_start.seconds, compute, plan.trials)
 
 
 def run_optuna(plan: Plan, iterations: int) -> SystemResult:
@@ -335,19 +328,18 @@ def run_optuna(plan: Plan, iterations: int) -> SystemResult:
     return SystemResult("Optuna (in-process)", 1, wall, None, compute[0], plan.trials)
 
 
-def _sum_log(path: str) -> float:
-    with open(path) as f:
-        return sum(json.loads(line)["compute_s"] for line in f if line.strip())
-
-
 # ---------------------------------------------------------------------------------------------
 # Report
 
 
 def render(
-    plan: Plan, results: Sequence[SystemResult], info: dict[str, Any], load_end: float
+    plan: Plan,
+    results: Sequence[SystemResult],
+    margins: dict[str, Marginal],
+    info: dict[str, Any],
+    load_end: float,
 ) -> str:
-    """The section: the machine, the table and what it says against the targets."""
+    """The section: the machine, the tables and what they say against the targets."""
     rows = []
     for r in results:
         rows.append(
@@ -374,6 +366,28 @@ def render(
             "Efficiency",
         ],
         rows,
+    )
+    margin_rows = [
+        [
+            system,
+            f"{m.small.trials} / {m.large.trials}",
+            f"{m.small.overhead_total_s:.1f} / {m.large.overhead_total_s:.1f}",
+            f"**{m.per_trial_s:.2f}**",
+            f"{m.fixed_s:.1f}",
+            f"{m.efficiency_at(30.0):.3f}",
+        ]
+        for system, m in margins.items()
+    ]
+    margin_table = markdown_table(
+        [
+            "System",
+            "Trials (two sweeps)",
+            "Overhead slot-s (each sweep)",
+            "Marginal overhead per trial (s)",
+            "Fixed per sweep (slot-s)",
+            "Efficiency of 30-s trials at the margin",
+        ],
+        margin_rows,
     )
     btnet = next(r for r in results if r.system == "btnet-lab")
     verdict = (
@@ -411,12 +425,52 @@ def render(
         + table
         + "\n"
         + verdict
+        + _margin_text(margins, margin_table)
         + "\n\nWhat btnet-lab does per trial beyond Ray Tune: a checkpoint folder per report "
         "(copied into the study's store by Tune), a trunk-cache lookup through its coordinator "
         "actor, and a row plus curves written to the Parquet result store when the trial ends. "
         "Ray's start (a fixed cost per sweep, not per trial) is spread over the trials in the "
         "overhead column.\n"
     )
+
+
+def _margin_text(margins: dict[str, Marginal], table: str) -> str:
+    if not margins:
+        return ""
+    first = next(iter(margins.values()))
+    text = (
+        f"\n\n**Marginal overhead.** The same two systems on sweeps of {first.small.trials} "
+        f"and {first.large.trials} trials of {MARGINAL_S:g} s each: the growth of the "
+        "overhead slot-seconds between the two sweeps, per added trial, is what a trial costs "
+        "beyond its compute; the rest is a fixed cost per sweep.\n\n" + table + "\n"
+    )
+    btnet = margins.get("btnet-lab")
+    if btnet is not None and btnet.per_trial_s < 0:
+        text += (
+            "The overhead fell as trials were added: the difference is below the noise of this "
+            "run (other jobs on the cores); rerun on a quiet machine to read a marginal cost.\n"
+        )
+    elif btnet is not None:
+        eff = btnet.efficiency_at(30.0)
+        met = btnet.per_trial_s < TARGET_OVERHEAD_S and eff > TARGET_EFFICIENCY
+        text += (
+            f"At the margin btnet-lab costs {btnet.per_trial_s:.2f} s per trial (target < "
+            f"{TARGET_OVERHEAD_S:.0f} s) and runs 30-s trials at efficiency {eff:.3f} (target > "
+            f"{TARGET_EFFICIENCY}): {'both met' if met else 'missed'}. Its fixed cost, "
+            f"{btnet.fixed_s:.0f} slot-s per sweep, is paid once however many trials follow.\n"
+        )
+    return text
+
+
+def measure_margins(trials: tuple[int, int], iterations: int, work: Path) -> dict[str, Marginal]:
+    """btnet-lab and Ray Tune at two sweep sizes of short trials (interleaved by size)."""
+    small, large = (Plan(n, MARGINAL_S) for n in trials)
+    runs: dict[str, list[SystemResult]] = {"btnet-lab": [], "Ray Tune": []}
+    for plan in (small, large):
+        for system, fn in (("btnet-lab", run_btnet_lab), ("Ray Tune", run_ray_tune)):
+            log.info("marginal: %s, %d trials of %g s", system, plan.trials, plan.seconds)
+            runs[system].append(fn(plan, iterations, work))
+    return {system: Marginal(*pair) for system, pair in runs.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -448,6 +502,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         results.append(run_ray_tune(plan, iterations, work))
         log.info("Optuna: %d trials", plan.trials)
         results.append(run_optuna(plan, iterations))
+        margins = measure_margins(
+            QUICK_MARGINAL_TRIALS if args.quick else MARGINAL_TRIALS,
+            calibrate(MARGINAL_S),
+            work,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for r in results:
@@ -459,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             r.overhead_per_trial_s,
             r.efficiency,
         )
-    body = render(plan, results, info, load_average())
+    body = render(plan, results, margins, info, load_average())
     print(body)
     write_section("sweep_overhead", body, args.output)
 

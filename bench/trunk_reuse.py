@@ -27,26 +27,16 @@ time is robust to that, wall time is not.
 
 from __future__ import annotations
 
-import os
+import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-# Before anything imports Ray: no sign-in prompt, no usage reporting.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-import json  # noqa: E402
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from bench._common import (  # noqa: E402
+from bench._common import (
     base_parser,
     load_average,
     machine_info,
@@ -57,7 +47,8 @@ from bench._common import (  # noqa: E402
     setup_logging,
     write_section,
 )
-from btnet_core.errors import ConfigError  # noqa: E402
+from bench._ray import MeasuredCore, read_jsonl, run_bench_study  # sets Ray's environment
+from btnet_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -75,68 +66,6 @@ BASE = """base:
   stage2: {epochs: 3, batch_size: 16}
   eval: {pairs: 60, folds: 4, resolutions: [7, 112], flip: false}
 """
-
-
-class MeasuredCore:
-    """``btnet_core.train`` with the CPU and wall time of each training call logged.
-
-    Appends ``{"stage": "trunk" | "branches", "cpu_s": ..., "wall_s": ...}`` lines to
-    ``log_path``. A ``train_trunk`` call that finds its trunk already on disk costs nothing
-    and is logged as such.
-    """
-
-    def __init__(self, log_path: str) -> None:
-        self.log_path = log_path
-
-    @staticmethod
-    def _core() -> Any:
-        import importlib
-
-        return importlib.import_module("btnet_core.train")
-
-    def trunk_resolutions(self, cfg: Any) -> list[int | None]:
-        return self._core().trunk_resolutions(cfg)
-
-    def trunk_file(self, resolution: int | None = None) -> str:
-        return self._core().trunk_file(resolution)
-
-    def train_trunk(
-        self,
-        cfg: Any,
-        out_dir: Path,
-        resolution: int | None = None,
-        callback: Callable[[dict], None] | None = None,
-    ) -> Path:
-        return self._timed(
-            "trunk", lambda: self._core().train_trunk(cfg, out_dir, resolution, callback)
-        )
-
-    def train_branches(
-        self,
-        cfg: Any,
-        out_dir: Path,
-        trunks: dict[int | None, Path],
-        callback: Callable[[dict, Path], None] | None = None,
-        resume_from: Path | None = None,
-    ) -> dict[str, Any]:
-        return self._timed(
-            "branches",
-            lambda: self._core().train_branches(
-                cfg, out_dir, trunks, callback, resume_from=resume_from
-            ),
-        )
-
-    def _timed(self, stage: str, fn: Callable[[], Any]) -> Any:
-        cpu, wall = time.process_time(), time.perf_counter()
-        result = fn()
-        record = {
-            "stage": stage,
-            "cpu_s": time.process_time() - cpu,
-            "wall_s": time.perf_counter() - wall,
-        }
-        with open(self.log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        return result
 
 
 @dataclass
@@ -173,42 +102,21 @@ def study_text(name: str, trials: int, shared: bool) -> str:
 
 def run_mode(trials: int, shared: bool, work: Path) -> ModeResult:
     """Run the study once; measure it."""
-    import ray
-    from ray import cloudpickle
-
-    from ablations.runner import run_study
-    from ablations.study import parse_study
     from analysis.store import read_trials
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     name = "shared" if shared else "unshared"
     if trials < 2:
         raise ConfigError(f"--trials: {trials} is not allowed; allowed: 2 or more")
-    study = parse_study(study_text(name, trials, shared), f"trunk_reuse_{name}.yaml")
     log_path = str(work / f"{name}.jsonl")
-    temp = f"/tmp/ray_btr_{uuid.uuid4().hex[:6]}"
-    start = time.perf_counter()
-    try:
-        ray.init(
-            num_cpus=SLOTS,
-            include_dashboard=False,
-            object_store_memory=80 * 1024**2,
-            _temp_dir=temp,
-            log_to_driver=False,
-        )
-        outcome = run_study(study, storage=str(work / "store"), core=MeasuredCore(log_path))
-        wall = time.perf_counter() - start
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
-    if outcome.tune_errors or outcome.completed != trials:
-        raise RuntimeError(
-            f"{name}: {outcome.completed} of {trials} trials completed, "
-            f"{outcome.tune_errors} errors"
-        )
-    with open(log_path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    _, wall, _ = run_bench_study(
+        study_text(name, trials, shared),
+        f"trunk_reuse_{name}.yaml",
+        work / "store",
+        SLOTS,
+        core=MeasuredCore(log_path),
+        by_value=(sys.modules[__name__],),
+    )
+    records = read_jsonl(log_path)
     rows = read_trials(str(work / "store"), name)
     trunk = [r for r in records if r["stage"] == "trunk"]
     return ModeResult(

@@ -112,6 +112,13 @@ def test_sweep_overhead_has_the_three_systems(report: str) -> None:
         assert int(row[1]) == slots
         assert float(row[2]) > 0 and float(row[4]) > 0  # wall, trial compute
         assert 0 < float(row[7]) <= 1.05  # efficiency (compute is timed inside the wall)
+    # the marginal cost: the two Ray-based systems at two sweep sizes (2 and 4 in --quick)
+    for system in ("btnet-lab", "Ray Tune"):
+        rows = [r for r in _rows(section, system) if len(r) == 6]
+        assert len(rows) == 1, system
+        assert rows[0][1] == "2 / 4"
+        assert re.fullmatch(r"\*\*-?\d+\.\d\d\*\*", rows[0][3])
+        assert 0 < float(rows[0][5]) <= 1.0
 
 
 def test_trunk_reuse_trains_one_trunk_when_shared(report: str) -> None:
@@ -125,26 +132,28 @@ def test_trunk_reuse_trains_one_trunk_when_shared(report: str) -> None:
     assert float(shared[0][5]) > 0 and float(unshared[0][5]) > 0  # total CPU seconds
 
 
+def test_asha_spends_no_more_than_the_grid(report: str) -> None:
+    """Item 5: the grid and ASHA over the same points; ASHA trains at most the grid's epochs."""
+    section = _section(report, "asha_vs_grid")
+    grid = _rows(section, "full grid (2 x 2)")
+    asha = _rows(section, "ASHA (grace 1, reduction 2)")
+    assert len(grid) == 1 and len(asha) == 1
+    assert grid[0][1] == asha[0][1] == "2"  # trials
+    assert grid[0][3] == "4"  # 2 points x 2 epochs, every one to the end
+    assert 2 <= int(asha[0][3]) <= 4
+    assert 0 <= float(asha[0][6]) <= 1 and 0 <= float(grid[0][6]) <= 1
+    assert "less stage-2 compute" in section
+
+
 def test_sections_keep_their_order_and_the_hand_written_text(report: str) -> None:
-    """All sections in the issue's order (5 pending); text outside them survives."""
+    """All sections in the issue's order; text outside them survives; none left pending."""
     positions = [report.index(f"<!-- bench:{s.name} -->") for s in SECTIONS]
     assert positions == sorted(positions)
     assert HAND_NOTE in report
-    for pending in ("asha_vs_grid",):
-        assert "Not measured yet" in _section(report, pending)
+    assert "Not measured yet" not in report
 
 
-def test_a_bad_option_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_a_bad_option_is_one_line_and_exit_2(bench_error) -> None:
     """A user's mistake (a store size below ten trials) is one line, exit 2, nothing written."""
-    out = tmp_path / "BENCHMARKS.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.store", "--sizes", "5", "--output", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("bench.store: error: --sizes: 5")
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert not out.exists()
+    lines = bench_error("bench.store", "--sizes", "5")
+    assert len(lines) == 1 and lines[0].startswith("bench.store: error: --sizes: 5")

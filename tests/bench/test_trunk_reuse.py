@@ -3,11 +3,7 @@ trunk key (no Ray here; the end-to-end run is in test_bench_smoke.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from ablations.study import parse_study, plan_trials
-from bench._common import REPO_ROOT
 from bench.trunk_reuse import study_text
 from btnet_core.config import trunk_key
 
@@ -29,18 +25,8 @@ def test_defeated_sharing_gives_every_trial_its_own_trunk() -> None:
     assert len(keys) == 4 and len(set(keys)) == 4
 
 
-def test_too_few_trials_is_one_line_and_exit_2(tmp_path) -> None:
+def test_too_few_trials_is_one_line_and_exit_2(bench_error) -> None:
     """--trials 1 (nothing to share) is one line on stderr, exit 2, nothing written."""
-    out = tmp_path / "BENCHMARKS.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.trunk_reuse", "--trials", "1", "--output", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    assert bench_error("bench.trunk_reuse", "--trials", "1") == [
         "bench.trunk_reuse: error: --trials: 1 is not allowed; allowed: 2 or more"
     ]
-    assert not out.exists()
