@@ -490,7 +490,10 @@ def pareto_figure(
                                 if is_front
                                 else "markers"
                             ),
-                            textposition="top left",
+                            # Names above their points, drawn past the axes when a point
+                            # sits at an edge.
+                            textposition="top center",
+                            cliponaxis=False,
                             line={"shape": "hv", "color": color(j)} if is_front else None,
                             marker={
                                 "color": color(j),
@@ -528,8 +531,9 @@ def pareto_figure(
         ],
         height=460,
     )
-    fig.update_xaxes(title_text="GMACs", row=1, col=1)
-    fig.update_xaxes(title_text="M parameters", row=1, col=2)
+    # From zero: a 0.01% difference in parameters must not look like a factor.
+    fig.update_xaxes(title_text="GMACs", rangemode="tozero", row=1, col=1)
+    fig.update_xaxes(title_text="M parameters", rangemode="tozero", row=1, col=2)
     fig.update_yaxes(tickformat=".1%")
     fig.update_yaxes(title_text="accuracy", row=1, col=1)
     return fig
