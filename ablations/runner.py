@@ -130,6 +130,7 @@ def run_study(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's own tables repeat what the progress lines say; keep its classic, quiet output.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    _check_data(study, strict=not address)
     root = storage or study.storage or DEFAULT_STORAGE
     store = StudyStorage(root, study.name)
     finished_ids = _finished_ids(store.root, study.name)
@@ -492,6 +493,33 @@ def _check_resources(study: Study, cluster: Mapping[str, float], strict: bool) -
     log.warning(
         "%s: %s (an autoscaling cluster may add them; trials wait until then)", study.path, problem
     )
+
+
+def _data_paths(study: Study) -> list[tuple[str, str]]:
+    """(where, path) of every local data folder the study's trials read."""
+    found = [("base", study.base["data"])]
+    found += [
+        (f"variants.{name}", {"source": study.base["data"]["source"], "path": o["data.path"]})
+        for name, o in (study.variants or {}).items()
+        if "data.path" in o
+    ]
+    return [
+        (where, d["path"])
+        for where, d in found
+        if d["source"] != "synthetic" and d["path"] and "://" not in str(d["path"])
+    ]
+
+
+def _check_data(study: Study, strict: bool) -> None:
+    """A missing data folder fails the study before any trial starts (on a local Ray), instead
+    of failing every trial; on a cluster the folder may exist only on the workers: a warning."""
+    for where, path in _data_paths(study):
+        if Path(path).exists():
+            continue
+        problem = f"{where}: data.path {path} does not exist"
+        if strict:
+            raise ConfigError(f"{study.path}: {problem}")
+        log.warning("%s: %s here (the cluster's workers may have it)", study.path, problem)
 
 
 def _scheduler(study: Study) -> Any:

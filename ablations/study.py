@@ -386,6 +386,8 @@ class _Parser:
                     merged[key] = _deep_merge(merged.get(key), value)
             except ConfigError as exc:
                 raise self.core_error(exc, ("base",)) from None
+        if isinstance(merged.get("data"), dict):
+            merged["data"]["path"] = absolute_data_path(merged["data"].get("path"))
         try:
             return resolve_config(merged, "")
         except ConfigError as exc:
@@ -522,6 +524,8 @@ class _Parser:
                     "resolves to the baseline config; a variant must change at least one value",
                 )
             out[name] = dict(overrides)
+            if "data.path" in out[name]:
+                out[name]["data.path"] = absolute_data_path(out[name]["data.path"])
         return out
 
     def check_key(self, key: str, path: tuple[str, ...]) -> None:
@@ -750,6 +754,16 @@ def _try_replace(base: Config, overrides: Mapping[str, Any]) -> Config | None:
         return base.replace(overrides, source="")
     except ConfigError:
         return None  # a value that only works with a condition; checked with it above
+
+
+def absolute_data_path(path: Any) -> Any:
+    """A relative local ``data.path`` made absolute against the directory the study is
+    launched from (as ``btnet-lab train`` reads it): Ray runs trials in other working
+    directories, where the relative path would name nothing. URIs and absolute paths, and
+    anything that is not a string, are returned as they are."""
+    if not isinstance(path, str) or not path or "://" in path or Path(path).is_absolute():
+        return path
+    return str((Path.cwd() / path).resolve())
 
 
 def _deep_merge(old: Any, new: Any) -> Any:

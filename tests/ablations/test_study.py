@@ -339,3 +339,22 @@ def test_base_config_file_is_read_relative_to_the_study(tmp_path):
     study = load_study(study_file)
     assert study.base["model"]["width"] == 0.5 and study.base["stage2"]["lr"] == 0.01
     assert Path(study.path) == study_file
+
+
+def test_relative_data_paths_become_absolute_against_the_launch_directory(
+    tmp_path, monkeypatch
+) -> None:
+    """Ray runs trials elsewhere: a relative data.path (base or variant) is made absolute where
+    the study is loaded; URIs and absolute paths are kept as written."""
+    monkeypatch.chdir(tmp_path)
+    text = (
+        "name: d\nkind: ablation\nmetric: acc_112_7\nmode: max\nseeds: [0]\n"
+        "base: {data: {source: folder, path: ../faces}}\n"
+        "variants:\n  other: {data.path: more/faces}\n  remote: {data.path: 's3://b/f'}\n"
+        "  fixed: {data.path: /abs/faces}\n"
+    )
+    study = parse_study(text, "d.yaml")
+    assert study.base["data"]["path"] == str(tmp_path.parent / "faces")
+    assert study.variants["other"]["data.path"] == str(tmp_path / "more" / "faces")
+    assert study.variants["remote"]["data.path"] == "s3://b/f"
+    assert study.variants["fixed"]["data.path"] == "/abs/faces"

@@ -32,6 +32,12 @@ BAD_STUDIES = {
         SWEEP + "space: {model.insertion_depth: {choice: [0, 9]}}\n",
         "model.insertion_depth: 9 is too deep",
     ),
+    "missing data folder": (
+        SWEEP.replace("search: random\nsamples: 2\n", "search: grid\n")
+        + "base: {data: {source: folder, path: no_such_faces}}\n"
+        + "space: {stage2.lr: {grid: [0.1]}}\n",
+        "no_such_faces does not exist",
+    ),
 }
 
 # case -> (config text, what the one error line must contain)
