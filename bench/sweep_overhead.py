@@ -241,7 +241,8 @@ def _lrs(trials: int) -> list[float]:
 
 def run_btnet_lab(plan: Plan, iterations: int, work: Path) -> SystemResult:
     """The sweep as a btnet-lab grid study (see the module docstring)."""
-    compute_log = str(work / f"btnet_compute_{plan.trials}.jsonl")
+    # One log per sweep: the same work folder serves several sweeps of one benchmark run.
+    compute_log = str(work / f"btnet_compute_{uuid.uuid4().hex}.jsonl")
     core = SweepCore(compute_log, iterations // EPOCHS)
     grid = ", ".join(str(x) for x in _lrs(plan.trials))
     text = (
@@ -260,7 +261,17 @@ def run_btnet_lab(plan: Plan, iterations: int, work: Path) -> SystemResult:
         by_value=(sys.modules[__name__],),
     )
     compute = sum(r["compute_s"] for r in read_jsonl(compute_log))
-    return SystemResult("btnet-lab", SLOTS, wall, ray_start, compute, plan.trials)
+    return _checked(SystemResult("btnet-lab", SLOTS, wall, ray_start, compute, plan.trials))
+
+
+def _checked(result: SystemResult) -> SystemResult:
+    """Compute is measured inside the wall time: more compute than slot-seconds is a bug."""
+    if result.efficiency > 1.05:
+        raise RuntimeError(
+            f"{result.system}: {result.compute_s:.1f} s of trial compute in {result.wall_s:.1f} "
+            f"s x {result.slots} slots; the compute was counted from elsewhere"
+        )
+    return result
 
 
 def _tune_trial(config: dict) -> None:
@@ -299,7 +310,7 @@ def run_ray_tune(plan: Plan, iterations: int, work: Path) -> SystemResult:
     if grid.num_errors or len(grid) != plan.trials:
         raise RuntimeError(f"Ray Tune sweep: {grid.num_errors} of {len(grid)} trials errored")
     compute = sum(float(r.metrics["compute_s"]) for r in grid)
-    return SystemResult("Ray Tune", SLOTS, wall, ray_start.seconds, compute, plan.trials)
+    return _checked(SystemResult("Ray Tune", SLOTS, wall, ray_start.seconds, compute, plan.trials))
 
 
 def run_optuna(plan: Plan, iterations: int) -> SystemResult:

@@ -28,3 +28,12 @@ def test_marginal_cost_separates_the_fixed_cost() -> None:
     assert m.per_trial_s == pytest.approx(0.5)
     assert m.fixed_s == pytest.approx(12.0)
     assert m.efficiency_at(30.0) == pytest.approx(30 / 30.5)
+
+
+def test_compute_beyond_the_slot_time_is_refused() -> None:
+    """More trial compute than wall x slots means compute was counted twice: an error."""
+    from bench.sweep_overhead import _checked
+
+    assert _checked(_result(8, 130.0, 240.0)).trials == 8
+    with pytest.raises(RuntimeError, match="counted from elsewhere"):
+        _checked(_result(8, 100.0, 240.0))
