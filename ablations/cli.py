@@ -69,12 +69,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     # Read by Ray when it is imported: trials' progress lines differ only in their numbers,
     # and Ray would fold them into one.
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    from ablations.runner import run_study
+    from ablations.runner import check_data, run_study
 
     path = find_study(args.study)
     study = load_study(path, storage=args.storage)
     _ensure_logging()
     if args.check:
+        check_data(study, strict=not args.address)
         return _print_check(study)
     outcome = run_study(study, storage=args.storage, address=args.address, resume=args.resume)
     return 0 if outcome.complete and outcome.failed == 0 else 1

@@ -130,7 +130,7 @@ def run_study(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's own tables repeat what the progress lines say; keep its classic, quiet output.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    _check_data(study, strict=not address)
+    check_data(study, strict=not address)
     root = storage or study.storage or DEFAULT_STORAGE
     store = StudyStorage(root, study.name)
     finished_ids = _finished_ids(store.root, study.name)
@@ -510,7 +510,7 @@ def _data_paths(study: Study) -> list[tuple[str, str]]:
     ]
 
 
-def _check_data(study: Study, strict: bool) -> None:
+def check_data(study: Study, strict: bool) -> None:
     """A missing data folder fails the study before any trial starts (on a local Ray), instead
     of failing every trial; on a cluster the folder may exist only on the workers: a warning."""
     for where, path in _data_paths(study):

@@ -48,6 +48,22 @@ def test_check_lists_the_trials_without_running(capsys, workdir):
     assert not Path(f"{workdir}/store").exists()
 
 
+def test_check_also_checks_the_data_folder(workdir, capsys):
+    """--check fails on a data folder that does not exist (a warning with --address)."""
+    study = Path(workdir) / "faces.yaml"
+    study.write_text(
+        "name: faces\nkind: ablation\nmetric: acc_112_7\nmode: max\nseeds: [0]\n"
+        f"base: {{data: {{source: folder, path: {workdir}/no_faces}}}}\n"
+        "variants:\n  no_bct: {compat.type: none}\n"
+    )
+    args = parse(["sweep", str(study), "--check"])
+    with pytest.raises(ConfigError, match=r"faces\.yaml: base: data\.path .*no_faces does not"):
+        args.handler(args)
+    args = parse(["sweep", str(study), "--check", "--address", "auto"])
+    assert args.handler(args) == 0
+    assert "valid ablation 'faces'" in capsys.readouterr().out
+
+
 def test_bad_study_is_one_error_and_nothing_is_written(workdir):
     """A study btnet_core would reject fails before Ray starts; the store is not created."""
     bad = Path(workdir) / "bad.yaml"
