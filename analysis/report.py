@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from analysis.metrics import HR, parse_accuracy
-from analysis.stats import compare_variants
+from analysis.stats import compare_variants, named_baseline
 from analysis.store import read_trials
 from btnet_core.errors import StoreError
 
@@ -50,13 +50,6 @@ def _variants(trials: pd.DataFrame, baseline: str) -> list[str]:
     """The baseline first, then the other variants in the order they first appear."""
     seen = [str(v) for v in dict.fromkeys(trials["variant"].dropna())]
     return [baseline] + [v for v in seen if v != baseline]
-
-
-def _baseline(trials: pd.DataFrame, baseline: str | None) -> str:
-    if baseline is not None:
-        return baseline
-    named = trials["baseline"].dropna().unique() if "baseline" in trials.columns else []
-    return str(named[0]) if len(named) == 1 else "baseline"
 
 
 def matrix_metrics(trials: pd.DataFrame) -> list[str]:
@@ -235,7 +228,7 @@ def trials_report(trials: pd.DataFrame, study: str, baseline: str | None = None)
         raise StoreError(f"study {study!r} has no variants: the report needs an ablation study")
     if _completed(trials).empty:
         raise StoreError(f"study {study!r} has no completed trial yet")
-    base = _baseline(trials, baseline)
+    base = baseline if baseline is not None else named_baseline(trials)
     known = sorted(str(v) for v in trials["variant"].dropna().unique())
     if base not in known:
         raise StoreError(f"unknown baseline variant {base!r}; variants: {', '.join(known)}")

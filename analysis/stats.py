@@ -135,6 +135,13 @@ def _metric_order(name: str) -> tuple[int, int, int, str]:
     return (("method", "branch", "upsample").index(parsed.path), -parsed.a, -parsed.b, name)
 
 
+def named_baseline(trials: pd.DataFrame) -> str:
+    """The baseline the study's rows name (every ablation row does); older rows fall back to
+    the variant called ``baseline``."""
+    named = trials["baseline"].dropna().unique() if "baseline" in trials.columns else []
+    return str(named[0]) if len(named) == 1 else "baseline"
+
+
 def compare_variants(
     trials: pd.DataFrame,
     baseline: str | None = None,
@@ -160,10 +167,7 @@ def compare_variants(
         raise StoreError("the study has no variants: paired comparisons need an ablation study")
     variants = sorted(str(v) for v in trials["variant"].dropna().unique())
     if baseline is None:
-        # The study names its baseline in every ablation row; older rows fall back to the
-        # variant called "baseline".
-        named = trials["baseline"].dropna().unique() if "baseline" in trials.columns else []
-        baseline = str(named[0]) if len(named) == 1 else "baseline"
+        baseline = named_baseline(trials)
         if baseline not in variants:
             raise StoreError(
                 f"no variant named 'baseline'; pass one of: {', '.join(variants)} as the baseline"

@@ -54,12 +54,12 @@ from bench._common import (
     setup_logging,
     write_section,
 )
-from bench._ray import MeasuredCore, read_jsonl, run_bench_study  # sets Ray's environment
+from bench._ray import SLOTS_DEFAULT as SLOTS
+from bench._ray import MeasuredCore, read_jsonl, run_bench_study
 from btnet_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SLOTS = 2
 METRIC = "acc_112_7"
 #: Default tolerance: within one percentage point of the grid's best accuracy.
 TOLERANCE = 0.01
